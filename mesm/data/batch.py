@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -56,7 +55,7 @@ class SequenceInput:
         return SequenceInput(self.values.to(device), self.mask.to(device))
 
 
-ModalityInput = Union[TokenInput, SequenceInput]
+ModalityInput = TokenInput | SequenceInput
 
 
 @dataclass

@@ -15,10 +15,7 @@ import torch
 from torch import Tensor
 
 from mesm.data.batch import MODALITIES, Batch, ModalityInput, SequenceInput, TokenInput
-
-# Face normalisation on the 0-255 scale (MESM.md section 3).
-FACE_MEAN: tuple[float, float, float] = (159.0, 111.0, 102.0)
-FACE_STD: tuple[float, float, float] = (37.0, 33.0, 32.0)
+from mesm.media.faces import FACE_MEAN, FACE_STD
 
 # Dataset item key of each sequence modality.
 _SEQUENCE_KEYS: dict[str, str] = {"audio": "audio", "vision": "faces"}
@@ -45,7 +42,9 @@ def pad_sequences(sequences: Sequence[Tensor]) -> SequenceInput:
     mask = torch.zeros((len(sequences), max(lengths)), dtype=torch.bool)
     for row, seq in enumerate(sequences):
         if tuple(seq.shape[1:]) != shape:
-            raise ValueError(f"item {row} has maps of shape {tuple(seq.shape[1:])}, expected {shape}")
+            raise ValueError(
+                f"item {row} has maps of shape {tuple(seq.shape[1:])}, expected {shape}"
+            )
         values[row, : seq.shape[0]] = seq
         mask[row, : seq.shape[0]] = True
     return SequenceInput(values=values, mask=mask)
@@ -83,7 +82,9 @@ class Collator:
     ) -> None:
         unknown = sorted(set(modalities) - set(MODALITIES))
         if unknown or not modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+            raise ValueError(
+                f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}"
+            )
         if "text" in modalities and tokenizer is None:
             raise ValueError("the text modality needs a tokenizer")
         self.modalities = tuple(modalities)
@@ -103,8 +104,12 @@ class Collator:
                     normalized = normalize_faces(sequence.values)
                     sequence.values = normalized * sequence.mask[:, :, None, None, None]
                 inputs[name] = sequence
-        labels = torch.stack([torch.as_tensor(item["labels"], dtype=torch.float32) for item in items])
-        return Batch(ids=[str(item["id"]) for item in items], inputs=inputs, labels=labels, texts=texts)
+        labels = torch.stack(
+            [torch.as_tensor(item["labels"], dtype=torch.float32) for item in items]
+        )
+        return Batch(
+            ids=[str(item["id"]) for item in items], inputs=inputs, labels=labels, texts=texts
+        )
 
     def _tokenize(self, texts: list[str]) -> TokenInput:
         assert self.tokenizer is not None

@@ -11,9 +11,9 @@ def _item(uid: str, n_faces: int, n_chunks: int, label: int, num_classes: int = 
     return {
         "id": uid,
         "faces": torch.full((n_faces, 3, 48, 48), 200, dtype=torch.uint8),
-        "audio": torch.arange(n_chunks, dtype=torch.float32).view(n_chunks, 1, 1, 1).expand(
-            n_chunks, 1, 128, 32
-        ),
+        "audio": torch.arange(n_chunks, dtype=torch.float32)
+        .view(n_chunks, 1, 1, 1)
+        .expand(n_chunks, 1, 128, 32),
         "text": f"sentence {uid}",
         "labels": labels,
     }
@@ -23,7 +23,9 @@ class _WhitespaceTokenizer:
     """Enough of a Hugging Face tokenizer's call signature for the collator."""
 
     def __call__(self, texts, padding, truncation, max_length, return_tensors):
-        ids = [[101] + [len(word) for word in text.split()][: max_length - 2] + [102] for text in texts]
+        ids = [
+            [101] + [len(word) for word in text.split()][: max_length - 2] + [102] for text in texts
+        ]
         width = max(len(row) for row in ids)
         input_ids = torch.zeros(len(ids), width, dtype=torch.long)
         attention = torch.zeros(len(ids), width, dtype=torch.long)
