@@ -26,3 +26,12 @@ def test_install_script_rejects_unknown_options(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown option '--gpu'" in result.stderr
+
+
+def test_readme_quick_start_is_the_two_commands_ci_and_users_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in quick_start.strip().splitlines()]
+    assert commands == ["uv run python experiments/run.py --top-p 0.5", "uv run pytest"]
+    assert re.search(r"^uv run pytest\s*$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    assert (ROOT / "experiments" / "run.py").is_file()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -297,6 +299,23 @@ def _has_weights(folder: Path) -> bool:
     return any(any(folder.glob(pattern)) for pattern in patterns)
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings and progress bars (restoring both afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class TextEncoder(nn.Module):
     """Any Hugging Face encoder by hub name or local folder; its [CLS] (first token) output.
 
@@ -323,15 +342,20 @@ class TextEncoder(nn.Module):
             except TypeError:
                 self.model = AutoModel.from_config(config)
         else:
-            try:
-                self.model = AutoModel.from_pretrained(model_name_or_path, add_pooling_layer=False)
-            except TypeError:
-                self.model = AutoModel.from_pretrained(model_name_or_path)
+            with _quiet_transformers():  # its load report lists the pooler we leave out on purpose
+                try:
+                    self.model = AutoModel.from_pretrained(
+                        model_name_or_path, add_pooling_layer=False
+                    )
+                except TypeError:
+                    self.model = AutoModel.from_pretrained(model_name_or_path)
         self.hidden_size = int(self.model.config.hidden_size)
         self.frozen = freeze
+        # from_pretrained returns the model in eval mode; Lightning keeps module modes as found,
+        # so without this the text encoder would fine-tune with its dropout off.
+        self.model.train(not freeze)
         if freeze:
             self.model.requires_grad_(False)
-            self.model.eval()
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

@@ -26,9 +26,14 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` with keyword arguments."""
+    return model_builder(name)(**kwargs)
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as ``name`` (its signature lists the model's options)."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
 
 
 def list_models() -> list[str]:
@@ -36,4 +41,4 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["build_model", "list_models", "register_model"]
+__all__ = ["build_model", "list_models", "model_builder", "register_model"]

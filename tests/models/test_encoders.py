@@ -75,6 +75,13 @@ def test_text_encoder_loads_local_folder(tiny_text_model: str) -> None:
     assert all(p.grad is not None for p in encoder.parameters())  # no unused pooler
 
 
+def test_text_encoder_starts_in_training_mode(tiny_text_model: str) -> None:
+    # from_pretrained returns eval mode and Lightning keeps modes as found: dropout would stay off.
+    encoder = TextEncoder(tiny_text_model)
+    assert encoder.model.training
+    assert all(module.training for module in encoder.modules())
+
+
 def test_text_encoder_freeze(tiny_text_model: str) -> None:
     encoder = TextEncoder(tiny_text_model, freeze=True).train()
     assert not any(p.requires_grad for p in encoder.parameters())
