@@ -6,18 +6,29 @@ module processes them: a worker pool over units, each unit decoding its video on
 cropping faces, computing mel chunks and writing each utterance atomically. Utterances already
 built are skipped, so a re-run resumes where an interrupted one stopped.
 
+Sharding: ``build(..., num_shards=N, shard_index=I)`` builds only the units whose name hashes to
+shard I (:func:`shard_of`, a function of the unit name alone, so every machine agrees without
+talking to the others). N such runs, on N machines or a job array, write into one shared folder:
+utterance ids of different units never collide and every file is written atomically. A sharded run
+does not write ``manifest.jsonl`` (it would list a partial folder); it writes its marker
+``shards/shard-<I>-of-<N>.json`` when it has finished, and :func:`merge_shards` (run once after all
+shards) checks that every marker is present and writes the one manifest of the whole folder.
+
 Failure reasons (the ``reason`` field of a failed record, and the summary's categories) are the
 ``REASON_*`` constants below; the ``error`` field adds the details.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import queue
 import time
+import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +38,11 @@ import torch
 
 from mesm.data.format import (
     STATUS_OK,
+    FormatError,
     FormatInfo,
     ProcessedWriter,
     UtteranceRecord,
+    read_info,
 )
 from mesm.media.audio import AudioError, MelConfig, audio_chunks, audio_duration, read_segment
 from mesm.media.video import FrameRequest, VideoError, probe_video, sample_times, stream_frames
@@ -43,10 +56,14 @@ REASON_EMPTY_TEXT = "empty text"
 REASON_NOT_UTF8 = "text is not UTF-8"
 REASON_NOT_IN_LABELS = "in transcription but not in labels"
 REASON_NOT_IN_TRANSCRIPTION = "in labels but not in transcription"
+REASON_INVALID_TIMES = "invalid times"
+REASON_SILENT_AUDIO = "silent audio"
+REASON_NO_FACE = "no face detected"
 REASON_INTERNAL = "unexpected error"
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 UNASSIGNED = "unassigned"
+SHARD_DIR = "shards"
 
 
 @dataclass
@@ -92,7 +109,14 @@ class SourceUnit:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """How units are processed (what :func:`process_unit` needs in a worker)."""
+    """How units are processed (what :func:`process_unit` needs in a worker).
+
+    Attributes:
+        min_audio_rms: an utterance whose audio RMS (full scale 1.0) is below this fails as
+            :data:`REASON_SILENT_AUDIO`; None accepts any audio.
+        require_face: an utterance where MTCNN finds no face in any sampled frame fails as
+            :data:`REASON_NO_FACE`; False keeps it with centred crops.
+    """
 
     dataset: str
     fps: float = 2.0
@@ -100,6 +124,8 @@ class BuildOptions:
     face_size: int = 48
     face_margin: int = 2
     device: str | None = None
+    min_audio_rms: float | None = None
+    require_face: bool = False
 
 
 @dataclass
@@ -118,18 +144,29 @@ class BuildSummary:
 
     Attributes:
         counts: split -> class -> number of ok utterances (all ok records of the folder).
+        totals: split -> number of ok utterances (differs from the sum of ``counts`` when an
+            utterance may have several labels or none).
+        unlabelled: split -> ok utterances with no label (multi-label data).
         excluded_labels: label -> utterances not written because their label is not a class.
+        raw_problems: problem -> raw entries (lines, label rows) that name no utterance record.
         failures: reason -> failed utterances.
+        failed_in_splits: reason -> failed utterances that the split assignment names (for the
+            default split lists: the listed segments that the cleaning dropped).
         missing_from_raw: ids named by the split lists but absent from the raw data.
         unassigned: utterances named by no split list (written with split ``unassigned``).
         built: utterances processed by this run; skipped: already built by an earlier run.
         frames: face frames processed by this run.
         seconds: wall-clock time of the run.
+        shard: ``(index, count)`` for a sharded run, whose counts cover its own units only.
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    unlabelled: dict[str, int] = field(default_factory=dict)
     excluded_labels: dict[str, int] = field(default_factory=dict)
+    raw_problems: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    failed_in_splits: dict[str, int] = field(default_factory=dict)
     missing_from_raw: int = 0
     unassigned: int = 0
     ok: int = 0
@@ -138,29 +175,52 @@ class BuildSummary:
     skipped: int = 0
     frames: int = 0
     seconds: float = 0.0
+    shard: tuple[int, int] | None = None
 
     def exit_code(self, strict: bool = False) -> int:
-        """0 on success; 1 when nothing could be built, or with ``strict`` when anything failed."""
-        if self.ok == 0 or (strict and self.failed > 0):
+        """0 on success; 1 when nothing could be built, or with ``strict`` when anything failed.
+
+        A shard with no utterance at all (more shards than units) is not a failure.
+        """
+        empty_shard = self.shard is not None and self.ok + self.failed == 0
+        if (self.ok == 0 and not empty_shard) or (strict and self.failed > 0):
             return 1
         return 0
 
     def format(self) -> str:
         """Multi-line human-readable summary."""
+        scope = f"shard {self.shard[0]} of {self.shard[1]}: " if self.shard else ""
         lines = [
-            f"utterances ok: {self.ok}, failed: {self.failed} "
+            f"{scope}utterances ok: {self.ok}, failed: {self.failed} "
             f"(this run built {self.built}, skipped {self.skipped} already built, "
             f"{self.frames} frames, {self.seconds:.1f} s)"
         ]
+        if self.built and self.seconds > 0:
+            lines.append(
+                f"throughput: {self.built / self.seconds:.2f} utterances/s, "
+                f"{self.frames / self.seconds:.1f} frames/s"
+            )
         for split, per_class in self.counts.items():
             detail = ", ".join(f"{name} {count}" for name, count in per_class.items())
-            lines.append(f"  {split}: {sum(per_class.values())} ({detail})")
+            if self.unlabelled.get(split):
+                detail += f", no label {self.unlabelled[split]}"
+            total = self.totals.get(split, sum(per_class.values()))
+            lines.append(f"  {split}: {total} ({detail})")
         if self.excluded_labels:
             detail = ", ".join(f"{k} {v}" for k, v in sorted(self.excluded_labels.items()))
             lines.append(f"excluded labels (not written): {detail}")
+        if self.raw_problems:
+            lines.append("raw entries not written:")
+            lines.extend(f"  {name}: {count}" for name, count in sorted(self.raw_problems.items()))
         if self.failures:
             lines.append("failures by reason:")
             lines.extend(f"  {reason}: {count}" for reason, count in sorted(self.failures.items()))
+        if self.failed_in_splits:
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(self.failed_in_splits.items()))
+            lines.append(
+                f"failed utterances that a split names (dropped from it): "
+                f"{sum(self.failed_in_splits.values())} ({detail})"
+            )
         if self.unassigned:
             lines.append(
                 f"utterances in no split list (written as '{UNASSIGNED}'): {self.unassigned}"
@@ -328,7 +388,15 @@ def process_unit(
         if problem is None:
             try:
                 samples = read_segment(unit.audio, spec.start, spec.end, spec.channel)
-                chunks[utterance_id] = audio_chunks(samples, options.mel).numpy()
+                rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+                if options.min_audio_rms is not None and rms < options.min_audio_rms:
+                    problem = (
+                        REASON_SILENT_AUDIO,
+                        f"segment [{spec.start:.3f}, {spec.end:.3f}] s of {unit.audio} has RMS "
+                        f"{rms:.2e} < {options.min_audio_rms:.0e}",
+                    )
+                else:
+                    chunks[utterance_id] = audio_chunks(samples, options.mel).numpy()
             except AudioError as error:
                 message = str(error)
                 reason = (
@@ -356,6 +424,15 @@ def process_unit(
                 continue
             try:
                 crops = cropper(frames.frames)
+                if options.require_face and crops.n_detected == 0:
+                    fail(
+                        record,
+                        REASON_NO_FACE,
+                        f"no face in any of the {len(frames.frames)} frames sampled from "
+                        f"[{spec.start:.3f}, {spec.end:.3f}] s of {unit.video}",
+                    )
+                    result.frames += len(frames.frames)
+                    continue
                 record.n_faces_detected = crops.n_detected
                 writer.write_utterance(record, crops.faces, chunks[spec.id])
             except Exception as error:  # one bad utterance must not stop the dialog's others
@@ -382,6 +459,22 @@ def _init_worker(progress: Any) -> None:
 
 def _run_unit(unit: SourceUnit, out: str, info: FormatInfo, options: BuildOptions) -> UnitResult:
     return process_unit(unit, out, info, options, _PROGRESS)
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """One intra-op torch thread while units are processed in this process, then as before.
+
+    MTCNN's small convolutions gain nothing from several threads, and on a busy machine their
+    synchronisation makes detection an order of magnitude slower (measured: 0.07 s vs 1 s per
+    call on 2 shared cores).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Ticker:
@@ -423,6 +516,28 @@ def _drain(ticks: Any, bar: Any, timeout: float | None) -> None:
         pass
 
 
+def shard_of(name: str, num_shards: int) -> int:
+    """The shard (0 .. num_shards - 1) of a unit: a stable hash of its name alone.
+
+    Depending on nothing but the name, it is the same on every machine and in every run, whatever
+    else the raw tree holds; units (not utterances) are sharded so each video is decoded once.
+    """
+    return zlib.crc32(name.encode("utf-8")) % num_shards
+
+
+def _check_shard(num_shards: int, shard_index: int) -> None:
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(
+            f"shard index {shard_index} of {num_shards} shards: need num_shards >= 1 and "
+            "0 <= shard_index < num_shards"
+        )
+
+
+def shard_marker_path(out: str | Path, shard_index: int, num_shards: int) -> Path:
+    """Where a sharded run records that it finished."""
+    return Path(out) / SHARD_DIR / f"shard-{shard_index:04d}-of-{num_shards:04d}.json"
+
+
 def build(
     units: Sequence[SourceUnit],
     out: str | Path,
@@ -433,11 +548,14 @@ def build(
     progress: bool = True,
     excluded_labels: Mapping[str, int] | None = None,
     missing_from_raw: int = 0,
+    raw_problems: Mapping[str, int] | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> BuildSummary:
-    """Process ``units`` into ``out`` and summarise the whole folder.
+    """Process ``units`` into ``out`` and summarise the whole folder (or this shard).
 
     Args:
-        units: what to build.
+        units: what to build (all of them: a sharded run picks its own part).
         out: the processed folder (created; an existing one is resumed).
         info: format parameters written to ``format.json``.
         options: processing parameters.
@@ -445,14 +563,29 @@ def build(
         progress: show a progress bar over utterances.
         excluded_labels: label counts not written, reported in the summary.
         missing_from_raw: split-list ids absent from the raw data, reported in the summary.
+        raw_problems: counts of raw entries that name no record, reported in the summary.
+        num_shards: with more than one, build only the units of shard ``shard_index``
+            (:func:`shard_of`), write its marker instead of the manifest, and summarise its own
+            utterances; :func:`merge_shards` then writes the manifest of the whole folder.
+        shard_index: this run's shard.
 
     Returns:
         The summary; ``summary.exit_code(strict)`` gives the command's exit status.
+
+    Raises:
+        ValueError: a shard index outside ``0 .. num_shards - 1``.
     """
     from tqdm import tqdm
 
+    _check_shard(num_shards, shard_index)
     started = time.perf_counter()
     writer = ProcessedWriter(out, info)
+    marker: Path | None = None
+    if num_shards > 1:
+        units = [unit for unit in units if shard_of(unit.name, num_shards) == shard_index]
+        # A marker means "this shard is complete": gone while it runs, so merge waits for it.
+        marker = shard_marker_path(out, shard_index, num_shards)
+        marker.unlink(missing_ok=True)
     total = sum(len(unit.utterances) for unit in units)
     results: list[UnitResult] = []
     # Larger units first so one long dialog does not finish last on an otherwise idle pool.
@@ -463,9 +596,10 @@ def build(
     workers = min(workers, len(media_units))
     with tqdm(total=total, unit="utt", disable=not progress, desc="building") as bar:
         ticker = _Ticker(bar)
-        for unit in ordered:
-            if workers <= 1 or not any(unit is other for other in media_units):
-                results.append(process_unit(unit, out, info, options, ticker))
+        with _single_threaded():
+            for unit in ordered:
+                if workers <= 1 or not any(unit is other for other in media_units):
+                    results.append(process_unit(unit, out, info, options, ticker))
         if workers > 1:
             context = _pool_context()
             ticks = context.Queue()
@@ -484,21 +618,110 @@ def build(
                             still.append(job)
                     pending = still
                 _drain(ticks, bar, timeout=None)
-    records = writer.write_manifest()
+    if marker is not None:
+        records = [
+            UtteranceRecord.from_dict(values) for result in results for values in result.records
+        ]
+    else:
+        records = writer.write_manifest()
     summary = summarise(records, info.classes)
     summary.excluded_labels = dict(excluded_labels or {})
+    summary.raw_problems = dict(raw_problems or {})
     summary.missing_from_raw = missing_from_raw
     summary.built = sum(result.built for result in results)
     summary.skipped = sum(result.skipped for result in results)
     summary.frames = sum(result.frames for result in results)
     summary.seconds = time.perf_counter() - started
+    if marker is not None:
+        summary.shard = (shard_index, num_shards)
+        _write_marker(marker, summary, sorted(record.id for record in records))
+    return summary
+
+
+_MARKER_TOTALS = ("built", "skipped", "frames", "seconds")
+
+
+def _write_marker(path: Path, summary: BuildSummary, ids: list[str]) -> None:
+    # Whole-release facts (parse-level counts) are the same in every shard's marker; the work
+    # counts are this shard's own and add up over shards.
+    values = {
+        "shard_index": summary.shard[0] if summary.shard else 0,
+        "num_shards": summary.shard[1] if summary.shard else 1,
+        "ids": ids,
+        "excluded_labels": summary.excluded_labels,
+        "raw_problems": summary.raw_problems,
+        "missing_from_raw": summary.missing_from_raw,
+        **{key: getattr(summary, key) for key in _MARKER_TOTALS},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(values), encoding="utf-8")
+    temporary.replace(path)
+
+
+def merge_shards(out: str | Path) -> BuildSummary:
+    """Write the manifest of a folder built by sharded runs, once every shard has finished.
+
+    Args:
+        out: the processed folder the shards wrote into.
+
+    Returns:
+        The summary of the whole folder; ``built``, ``skipped``, ``frames`` and ``seconds`` add up
+        the last run of each shard (``seconds`` is then machine time, not wall-clock time).
+
+    Raises:
+        FormatError: not a processed folder, no shard marker, markers of different shard counts,
+            a shard not finished yet (named), or a finished shard whose records are missing.
+    """
+    out = Path(out)
+    info = read_info(out)
+    paths = sorted((out / SHARD_DIR).glob("shard-*-of-*.json"))
+    if not paths:
+        raise FormatError(
+            f"no shard marker in {out / SHARD_DIR}: run the sharded builds (--num-shards N "
+            "--shard-index I) to completion before merging"
+        )
+    markers = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    counts = sorted({int(marker["num_shards"]) for marker in markers})
+    if len(counts) > 1:
+        raise FormatError(
+            f"{out / SHARD_DIR} holds markers of runs with {counts} shards; remove the markers of "
+            "the sharding you abandoned and re-run"
+        )
+    num_shards = counts[0]
+    done = {int(marker["shard_index"]) for marker in markers}
+    missing = sorted(set(range(num_shards)) - done)
+    if missing:
+        raise FormatError(
+            f"shard(s) {missing} of {num_shards} have not finished (no marker in "
+            f"{out / SHARD_DIR}): run them (a re-run resumes) before merging"
+        )
+    writer = ProcessedWriter(out, info)
+    records = writer.write_manifest()
+    on_disk = {record.id for record in records}
+    lost = sorted({i for marker in markers for i in marker["ids"]} - on_disk)
+    if lost:
+        raise FormatError(
+            f"{len(lost)} utterance(s) listed by shard markers have no record in {out}, e.g. "
+            f"{lost[:3]}; re-run their shards"
+        )
+    summary = summarise(records, info.classes)
+    first = markers[0]
+    summary.excluded_labels = dict(first["excluded_labels"])
+    summary.raw_problems = dict(first["raw_problems"])
+    summary.missing_from_raw = int(first["missing_from_raw"])
+    for key in _MARKER_TOTALS:
+        setattr(summary, key, sum(marker[key] for marker in markers))
     return summary
 
 
 def summarise(records: Iterable[UtteranceRecord], classes: Sequence[str]) -> BuildSummary:
     """Counts per split and class of ok records, and failures by reason."""
     counts: dict[str, dict[str, int]] = {}
+    totals: Counter[str] = Counter()
+    unlabelled: Counter[str] = Counter()
     failures: Counter[str] = Counter()
+    failed_in_splits: Counter[str] = Counter()
     summary = BuildSummary()
     for record in records:
         if record.status == STATUS_OK:
@@ -506,11 +729,18 @@ def summarise(records: Iterable[UtteranceRecord], classes: Sequence[str]) -> Bui
             per_class = counts.setdefault(record.split, {name: 0 for name in classes})
             for label in record.labels:
                 per_class[label] = per_class.get(label, 0) + 1
+            totals[record.split] += 1
+            unlabelled[record.split] += not record.labels
             summary.unassigned += record.split == UNASSIGNED
         else:
             summary.failed += 1
             failures[record.reason or REASON_INTERNAL] += 1
+            if record.split != UNASSIGNED:
+                failed_in_splits[record.reason or REASON_INTERNAL] += 1
     order = {name: index for index, name in enumerate((*SPLITS, UNASSIGNED))}
     summary.counts = dict(sorted(counts.items(), key=lambda item: order.get(item[0], math.inf)))
+    summary.totals = dict(totals)
+    summary.unlabelled = {split: count for split, count in unlabelled.items() if count}
     summary.failures = dict(failures)
+    summary.failed_in_splits = dict(failed_in_splits)
     return summary
