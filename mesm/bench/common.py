@@ -1,11 +1,19 @@
-"""Shared pieces of the benchmark scripts: a tiny local text model and a synthetic batch.
+"""Shared pieces of the benchmark scripts: a tiny local text model, a synthetic batch and a
+model loaded from a run's checkpoint.
 
 Letters: B batch, S steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import torch
+from torch import nn
 
 from mesm.data.batch import SequenceInput, TokenInput
 
@@ -31,13 +39,20 @@ def save_tiny_text_model(folder: str, hidden_size: int = 32) -> str:
 
 
 def synthetic_batch(
-    batch_size: int, face_frames: int = FACE_FRAMES, audio_chunks: int = AUDIO_CHUNKS, seed: int = 0
+    batch_size: int,
+    face_frames: int = FACE_FRAMES,
+    audio_chunks: int = AUDIO_CHUNKS,
+    seed: int = 0,
+    vocab_size: int = 1000,
 ) -> dict[str, TokenInput | SequenceInput]:
-    """Full-length random inputs (no padding) with the sizes of MESM.md section 3."""
+    """Full-length random inputs (no padding) with the sizes of MESM.md section 3.
+
+    Token ids are drawn from [1, vocab_size) (the text model's vocabulary size).
+    """
     generator = torch.Generator().manual_seed(seed)
     return {
         "text": TokenInput(
-            torch.randint(1, 1000, (batch_size, TOKENS), generator=generator),
+            torch.randint(1, vocab_size, (batch_size, TOKENS), generator=generator),
             torch.ones(batch_size, TOKENS, dtype=torch.long),
         ),
         "vision": SequenceInput(
@@ -49,3 +64,69 @@ def synthetic_batch(
             torch.ones(batch_size, audio_chunks, dtype=torch.bool),
         ),
     }
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint.
+
+    Attributes:
+        model: the model with the checkpoint's weights, in eval mode on the CPU.
+        config: the run config stored in the checkpoint (plain dict).
+        class_names: label names in logit order.
+        text_model: the text model folder or name the model was built with (None without text).
+        path: the checkpoint file.
+    """
+
+    model: nn.Module
+    config: dict[str, Any]
+    class_names: list[str]
+    text_model: str | None
+    path: Path
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or ``path/best.pt`` when ``path`` is a run folder."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
+def _text_model_folder(name: str | None, checkpoint: Path) -> str | None:
+    """The stored text model, or the folder of that name beside the checkpoint (a moved run)."""
+    if name is None or Path(name).is_dir():
+        return name
+    beside = checkpoint.parent / Path(name).name
+    return str(beside) if (beside / "config.json").is_file() else name
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], sparse_backend: str | None = None
+) -> LoadedModel:
+    """Rebuild the model a ``best.pt``/``last.pt`` (or a run folder's ``best.pt``) was trained as.
+
+    Args:
+        path: checkpoint file or run folder.
+        sparse_backend: override the stored sparse backend (``"torch"`` to run a GPU-trained
+            MESM on the CPU); weights are the same for every backend.
+
+    Raises:
+        mesm.train.checkpoint.CheckpointError: missing or unreadable checkpoint.
+    """
+    from mesm.models import build_model
+    from mesm.train.checkpoint import load_checkpoint
+    from mesm.train.experiment import RunConfig, model_kwargs
+
+    file = checkpoint_file(path)
+    checkpoint = load_checkpoint(file)
+    known = {item.name for item in dataclasses.fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in checkpoint.config.items() if k in known})
+    if sparse_backend is not None:
+        config.sparse_backend = sparse_backend
+    text_model = _text_model_folder(config.text_model, file)
+    if "t" not in config.modalities:
+        text_model = None
+    kwargs = model_kwargs(config, len(checkpoint.class_names), text_model)
+    model = build_model(str(config.model), **kwargs)
+    model.load_state_dict(checkpoint.state_dict)
+    model.eval()
+    return LoadedModel(model, checkpoint.config, checkpoint.class_names, text_model, file)
