@@ -35,3 +35,14 @@ def test_readme_quick_start_is_the_two_commands_ci_and_users_run() -> None:
     assert commands == ["uv run python experiments/run.py --top-p 0.5", "uv run pytest"]
     assert re.search(r"^uv run pytest\s*$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
     assert (ROOT / "experiments" / "run.py").is_file()
+
+
+def test_every_image_command_names_a_script_that_exists() -> None:
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    scripts = re.findall(r"exec python (\S+\.py)", entrypoint)
+    assert len(scripts) == 6  # build-iemocap, build-mosei, run, flops, visualize, gpu-check
+    missing = [script for script in scripts if not (ROOT / script).is_file()]
+    assert not missing
+    assert "exec mesm predict" in entrypoint
+    assert re.search(r"^\s*mesm = mesm\.cli:main\s*$", (ROOT / "setup.cfg").read_text(), re.M)
+    assert (ROOT / "mesm" / "cli.py").is_file()
