@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mesm.bench.common import synthetic_batch
+from mesm.bench.common import save_tiny_text_model, synthetic_batch
 from mesm.bench.gpu_check import compare_backends
 from mesm.models import build_model
 from mesm.models.sparse import spconv_available
@@ -14,6 +14,14 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
+
+
+@pytest.fixture(scope="module")
+def bench_text_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The benchmarks' tiny BERT (64 positions: synthetic_batch has 50 tokens)."""
+    return save_tiny_text_model(str(tmp_path_factory.mktemp("bench_text")))
+
+
 needs_spconv = pytest.mark.skipif(
     not spconv_available(), reason="needs spconv 2.x (the `cuda` extra, spconv-cu120)"
 )
@@ -21,8 +29,8 @@ needs_spconv = pytest.mark.skipif(
 
 @needs_spconv
 @pytest.mark.parametrize("top_p", [0.5, 1.0])
-def test_mesm_spconv_equals_torch_backend(tiny_text_model: str, top_p: float) -> None:
-    result = compare_backends(tiny_text_model, torch.device("cuda"), top_p=top_p)
+def test_mesm_spconv_equals_torch_backend(bench_text_model: str, top_p: float) -> None:
+    result = compare_backends(bench_text_model, torch.device("cuda"), top_p=top_p)
     assert result.status == "pass", "\n".join(result.details)
 
 
@@ -32,12 +40,12 @@ def test_mesm_spconv_equals_torch_backend(tiny_text_model: str, top_p: float) ->
 )
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_mixed_precision_step_is_finite(
-    tiny_text_model: str, name: str, backend: str | None, dtype: torch.dtype
+    bench_text_model: str, name: str, backend: str | None, dtype: torch.dtype
 ) -> None:
     device = torch.device("cuda")
     torch.manual_seed(0)
     extra = {} if backend is None else {"top_p": 0.5, "sparse_backend": backend}
-    model = build_model(name, num_classes=6, text_model=tiny_text_model, **extra).to(device)
+    model = build_model(name, num_classes=6, text_model=bench_text_model, **extra).to(device)
     inputs = {k: v.to(device) for k, v in synthetic_batch(2, 3, 4).items()}
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     with torch.autocast("cuda", dtype=dtype):
