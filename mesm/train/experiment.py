@@ -363,7 +363,7 @@ def _tokenizer(text_model: str) -> Any:
 
 # --------------------------------------------------------------------------------- runs
 class TrainThroughput(L.Callback):
-    """Training samples per second, timed over training batches only (no validation)."""
+    """Training samples per second (all ranks together), timed over training batches only."""
 
     def __init__(self) -> None:
         self.samples = 0
@@ -379,7 +379,8 @@ class TrainThroughput(L.Callback):
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch.ids)
+        # Every data-parallel rank trains an equal share of the batches at the same time.
+        self.samples += len(batch.ids) * trainer.world_size
 
     def summary(self) -> dict[str, float]:
         rate = self.samples / self.seconds if self.seconds > 0 else float("nan")
