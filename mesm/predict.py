@@ -235,6 +235,18 @@ def _restricted_state(
     return restricted
 
 
+def _stored_mel(config: dict[str, Any], checkpoint: str | Path) -> Any:
+    """The mel parameters the checkpoint's training data were built with (MESM's defaults for
+    checkpoints that predate ``data_format``)."""
+    from mesm.media.audio import MelConfig
+
+    data_format = config.get("data_format") or {}
+    try:
+        return MelConfig.from_dict(data_format.get("mel") or {})
+    except (TypeError, ValueError) as error:
+        raise PredictError(f"checkpoint {checkpoint}: unusable mel parameters: {error}") from error
+
+
 class Predictor:
     """A checkpoint loaded once, ready to classify any number of videos.
 
@@ -287,6 +299,7 @@ class Predictor:
         self.class_names = list(self.checkpoint.class_names)
         self.thresholds = np.asarray(self.checkpoint.thresholds, dtype=np.float64)
         self.fps = 1000.0 / float(self.config.img_interval)
+        self.mel = _stored_mel(stored, checkpoint)
         self.model, self.collator = self._load()
 
     @property
@@ -375,7 +388,7 @@ class Predictor:
         )
         from mesm.data.dataset import ProcessedDataset
         from mesm.data.format import STATUS_OK, FormatInfo, ProcessedWriter, UtteranceRecord
-        from mesm.media.audio import AudioError, MelConfig, audio_duration
+        from mesm.media.audio import AudioError, audio_duration
         from mesm.media.video import VideoError, probe_video
         from mesm.train.fit import predict as predict_probabilities
         from mesm.train.metrics import apply_thresholds
@@ -418,7 +431,7 @@ class Predictor:
                 )
                 for position, segment in enumerate(segments)
             ]
-            mel = MelConfig()
+            mel = self.mel
             processed = work / "processed"
             format_info = FormatInfo(
                 dataset="video", classes=self.class_names, fps=self.fps, mel=mel.to_dict()

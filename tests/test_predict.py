@@ -229,3 +229,23 @@ def test_table_has_a_row_per_segment_and_marks_decisions(two_segment_result):
     for name in CLASSES:
         end = lines[0].index(name) + len(name)
         assert lines[1][end - 1] == "0" and lines[3][end - 1].isdigit()
+
+
+def _with_data_format(checkpoint, path, mel):
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["data_format"] = {"mel": mel}
+    torch.save(state, path)
+    return path
+
+
+def test_predict_builds_mel_chunks_as_the_training_data_were_built(predict_scene, tmp_path):
+    from mesm.media.audio import MelConfig
+
+    assert Predictor(predict_scene.fe2e).mel == MelConfig()  # no data_format stored: defaults
+    power = MelConfig(log=False).to_dict()
+    checkpoint = _with_data_format(predict_scene.fe2e, tmp_path / "power.pt", power)
+    assert Predictor(checkpoint).mel == MelConfig(log=False)
+    slaney = {**power, "mel_scale": "slaney"}
+    checkpoint = _with_data_format(predict_scene.fe2e, tmp_path / "slaney.pt", slaney)
+    with pytest.raises(PredictError, match="unusable mel parameters.*slaney"):
+        Predictor(checkpoint)

@@ -22,7 +22,8 @@ log compression those cells hold log(1e-6), the value of silence, rather than a 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,21 @@ class MelConfig:
         values["window"] = "hann"
         values["log_epsilon"] = LOG_EPSILON
         return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MelConfig:
+        """The inverse of :meth:`to_dict` (e.g. a ``format.json``'s ``mel``).
+
+        Raises:
+            ValueError: the parameters name a mel scale, window or log epsilon this code does not
+                compute.
+        """
+        fixed = {"mel_scale": "htk", "window": "hann", "log_epsilon": LOG_EPSILON}
+        differing = {k: values[k] for k, v in fixed.items() if k in values and values[k] != v}
+        if differing:
+            raise ValueError(f"mel parameters {differing} differ from this code's {fixed}")
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
 
 
 def hz_to_mel(frequency: Tensor) -> Tensor:

@@ -422,6 +422,8 @@ def run_one_seed(
         for split in SPLITS
     }
     plain_config = run_config.to_dict()
+    # How the data were built (fps, mel parameters): `mesm predict` rebuilds inputs the same way.
+    plain_config["data_format"] = datasets["train"].info.to_dict()
     if config.eval_only:
         return evaluate(
             model,

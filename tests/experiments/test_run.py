@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "run.py"
@@ -49,6 +50,9 @@ def test_demo_run_folder_holds_every_promised_file(trained_demo) -> None:
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == "mesm" and config["top_p"] == 0.5 and config["epochs"] == 1
     assert config["text_model"] == str(run / "text_model")  # built from scratch, by the preset
+    stored = torch.load(run / "best.pt", weights_only=True)["config"]
+    built = json.loads((trained_demo / "data" / "iemocap" / "format.json").read_text())
+    assert stored["data_format"]["mel"] == built["mel"]  # how predict must rebuild inputs
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["threshold_source"] == "tuned on validation"
     assert set(metrics["test"]["per_class"]) == {"ang", "exc", "fru", "hap", "neu", "sad"}
