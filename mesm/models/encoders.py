@@ -300,7 +300,7 @@ def _has_weights(folder: Path) -> bool:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' warnings and progress bars (restoring both afterwards)."""
     from transformers.utils import logging as hf_logging
 
@@ -342,7 +342,7 @@ class TextEncoder(nn.Module):
             except TypeError:
                 self.model = AutoModel.from_config(config)
         else:
-            with _quiet_transformers():  # its load report lists the pooler we leave out on purpose
+            with quiet_transformers():  # its load report lists the pooler we leave out on purpose
                 try:
                     self.model = AutoModel.from_pretrained(
                         model_name_or_path, add_pooling_layer=False
@@ -378,5 +378,6 @@ __all__ = [
     "SparseFrameCNN",
     "TextEncoder",
     "VisualEncoder",
+    "quiet_transformers",
     "sinusoidal_positions",
 ]

@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from mesm.models.encoders import quiet_transformers
+
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION_PREFIX = "##"
 
@@ -175,8 +177,9 @@ def build_text_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wrapped.save_pretrained(out)
-    model.save_pretrained(out)
+    with quiet_transformers():  # no "Writing model shards" bar in the middle of a run's output
+        wrapped.save_pretrained(out)
+        model.save_pretrained(out)
     return out
 
 
