@@ -199,22 +199,6 @@ def read_transcript(path: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------------- model
-def _modality_code(modalities: Any) -> str:
-    if isinstance(modalities, str):
-        return modalities
-    return "".join(str(name)[0] for name in modalities)
-
-
-def _resolve_text_model(name: str, checkpoint_path: Path) -> str:
-    """The text model folder: as stored, else beside the checkpoint (a run folder moved)."""
-    if Path(name).is_dir():
-        return name
-    beside = checkpoint_path.parent / Path(name).name
-    if beside.is_dir() and (beside / "config.json").is_file():
-        return str(beside)
-    return name
-
-
 def _restricted_state(
     state: dict[str, torch.Tensor], trained: tuple[str, ...], kept: tuple[str, ...]
 ) -> dict[str, torch.Tensor]:
@@ -279,12 +263,11 @@ class Predictor:
         except CheckpointError as error:
             raise PredictError(str(error)) from error
         stored = self.checkpoint.config
-        known = {item.name for item in dataclasses.fields(RunConfig)}
-        self.config = RunConfig(**{key: value for key, value in stored.items() if key in known})
+        self.config = RunConfig.from_stored(stored)
         if self.config.model is None:
             raise PredictError(f"checkpoint {checkpoint} does not name its model in its config")
         try:
-            self.trained_modalities = parse_modalities(_modality_code(self.config.modalities))
+            self.trained_modalities = parse_modalities(self.config.modalities)
             self.modalities = (
                 self.trained_modalities if modalities is None else parse_modalities(modalities)
             )
@@ -310,13 +293,13 @@ class Predictor:
         """Build the model (restricted to the chosen modalities) and its collator."""
         from mesm.data.collate import Collator
         from mesm.models import build_model
-        from mesm.train.experiment import model_kwargs
+        from mesm.train.experiment import locate_text_model, model_kwargs
 
         path = self.checkpoint.path
         text_model = None
         tokenizer = None
         if self.uses_text:
-            text_model = _resolve_text_model(str(self.config.text_model), path)
+            text_model = locate_text_model(str(self.config.text_model), path)
             try:
                 from transformers import AutoTokenizer
 

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mesm.data.build import merge_shards
+from mesm.data.build import add_build_arguments, merge_shards
 from mesm.data.format import FormatError
 from mesm.data.mosei import DEFAULT_SPLIT_DIR, LABEL_SOURCES, build_mosei
 
@@ -28,31 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--raw", type=Path, help="the CMU_MOSEI folder (holding Raw/)")
-    parser.add_argument(
-        "--out", type=Path, required=True, help="output folder (resumed if present)"
+    add_build_arguments(
+        parser,
+        default_split_dir=DEFAULT_SPLIT_DIR,
+        resplit_help="draw a new 70/10/20 split of the videos",
+        item="segments",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--fps", type=float, default=2.0, help="face frames per second (default 2)")
-    splits = parser.add_mutually_exclusive_group()
-    splits.add_argument(
-        "--split-dir",
-        type=Path,
-        default=DEFAULT_SPLIT_DIR,
-        help="folder of train.txt/valid.txt/test.txt (default: the MESM paper's lists)",
-    )
-    splits.add_argument(
-        "--resplit", type=int, metavar="SEED", help="draw a new 70/10/20 split of the videos"
-    )
-    parser.add_argument("--limit", type=int, help="build only the first N segments (trials)")
-    parser.add_argument("--strict", action="store_true", help="exit non-zero if anything failed")
-    parser.add_argument(
-        "--log-mel",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="store log(mel + 1e-6) rather than power mel (default: log)",
-    )
-    parser.add_argument("--device", help="MTCNN device (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--label-source",
         choices=LABEL_SOURCES,

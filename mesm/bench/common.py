@@ -6,7 +6,6 @@ Letters: B batch, S steps.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,14 +90,6 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return path / "best.pt" if path.is_dir() else path
 
 
-def _text_model_folder(name: str | None, checkpoint: Path) -> str | None:
-    """The stored text model, or the folder of that name beside the checkpoint (a moved run)."""
-    if name is None or Path(name).is_dir():
-        return name
-    beside = checkpoint.parent / Path(name).name
-    return str(beside) if (beside / "config.json").is_file() else name
-
-
 def load_checkpoint_model(
     path: str | os.PathLike[str], sparse_backend: str | None = None
 ) -> LoadedModel:
@@ -114,17 +105,16 @@ def load_checkpoint_model(
     """
     from mesm.models import build_model
     from mesm.train.checkpoint import load_checkpoint
-    from mesm.train.experiment import RunConfig, model_kwargs
+    from mesm.train.experiment import RunConfig, locate_text_model, model_kwargs
 
     file = checkpoint_file(path)
     checkpoint = load_checkpoint(file)
-    known = {item.name for item in dataclasses.fields(RunConfig)}
-    config = RunConfig(**{k: v for k, v in checkpoint.config.items() if k in known})
+    config = RunConfig.from_stored(checkpoint.config)
     if sparse_backend is not None:
         config.sparse_backend = sparse_backend
-    text_model = _text_model_folder(config.text_model, file)
-    if "t" not in config.modalities:
-        text_model = None
+    text_model = None
+    if "t" in config.modalities:
+        text_model = locate_text_model(config.text_model, file)
     kwargs = model_kwargs(config, len(checkpoint.class_names), text_model)
     model = build_model(str(config.model), **kwargs)
     model.load_state_dict(checkpoint.state_dict)

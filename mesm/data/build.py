@@ -20,6 +20,7 @@ Failure reasons (the ``reason`` field of a failed record, and the summary's cate
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import multiprocessing
@@ -228,6 +229,56 @@ class BuildSummary:
         if self.missing_from_raw:
             lines.append(f"split-list ids absent from the raw data: {self.missing_from_raw}")
         return "\n".join(lines)
+
+
+def limit_units(units: Sequence[SourceUnit], limit: int | None) -> list[SourceUnit]:
+    """The units holding only the first ``limit`` utterances, in unit order (``--limit``)."""
+    if limit is None:
+        return list(units)
+    kept = []
+    remaining = limit
+    for unit in units:
+        unit.utterances = unit.utterances[: max(0, remaining)]
+        remaining -= len(unit.utterances)
+        if unit.utterances:
+            kept.append(unit)
+    return kept
+
+
+def add_build_arguments(
+    parser: argparse.ArgumentParser, *, default_split_dir: Path, resplit_help: str, item: str
+) -> None:
+    """The options every dataset builder shares (``preprocessing/build_*.py``).
+
+    Args:
+        parser: the script's parser (``--raw`` and dataset-specific options are its own).
+        default_split_dir: default of ``--split-dir`` (the paper's lists for that dataset).
+        resplit_help: help of ``--resplit`` (what a new split draws).
+        item: what one record is called in help texts ("utterances", "segments").
+    """
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder (resumed if present)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--fps", type=float, default=2.0, help="face frames per second (default 2)")
+    splits = parser.add_mutually_exclusive_group()
+    splits.add_argument(
+        "--split-dir",
+        type=Path,
+        default=default_split_dir,
+        help="folder of train.txt/valid.txt/test.txt (default: the MESM paper's lists)",
+    )
+    splits.add_argument("--resplit", type=int, metavar="SEED", help=resplit_help)
+    parser.add_argument("--limit", type=int, help=f"build only the first N {item} (trials)")
+    parser.add_argument("--strict", action="store_true", help="exit non-zero if anything failed")
+    parser.add_argument(
+        "--log-mel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store log(mel + 1e-6) rather than power mel (default: log)",
+    )
+    parser.add_argument("--device", help="MTCNN device (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def stratified_split(

@@ -42,6 +42,7 @@ from mesm.data.build import (
     SourceUnit,
     UtteranceSpec,
     build,
+    limit_units,
     read_split_lists,
     stratified_split,
 )
@@ -266,12 +267,7 @@ def build_iemocap(
         assignment = {}
     for spec in all_specs:
         spec.split = assignment.get(spec.id, UNASSIGNED)
-    if limit is not None:
-        remaining = limit
-        for unit in units:
-            unit.utterances = unit.utterances[: max(0, remaining)]
-            remaining -= len(unit.utterances)
-        units = [unit for unit in units if unit.utterances]
+    units = limit_units(units, limit)
     mel = MelConfig(log=log_mel)
     info = FormatInfo(dataset="iemocap", classes=list(CLASSES), fps=fps, mel=mel.to_dict())
     options = BuildOptions(dataset="iemocap", fps=fps, mel=mel, device=device)

@@ -79,6 +79,7 @@ from mesm.data.build import (
     SourceUnit,
     UtteranceSpec,
     build,
+    limit_units,
     read_split_lists,
 )
 from mesm.data.format import FormatInfo
@@ -570,12 +571,7 @@ def build_mosei(
         missing = len(assignment.keys() - {spec.id for spec in all_specs})
         for spec in all_specs:
             spec.split = assignment.get(spec.id, UNASSIGNED)
-    if limit is not None:
-        remaining = limit
-        for unit in units:
-            unit.utterances = unit.utterances[: max(0, remaining)]
-            remaining -= len(unit.utterances)
-        units = [unit for unit in units if unit.utterances]
+    units = limit_units(units, limit)
     mel = MelConfig(log=log_mel)
     info = FormatInfo(dataset="mosei", classes=list(CLASSES), fps=fps, mel=mel.to_dict())
     options = BuildOptions(

@@ -96,6 +96,19 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_stored(cls, values: Mapping[str, Any]) -> RunConfig:
+        """A config read back from a checkpoint or ``config.yaml``.
+
+        Keys this class does not hold (e.g. a checkpoint's ``data_format``) are ignored, and a
+        modality list is turned back into its letter code.
+        """
+        known = {item.name for item in dataclasses.fields(cls)}
+        config = cls(**{key: value for key, value in values.items() if key in known})
+        if not isinstance(config.modalities, str):
+            config.modalities = "".join(str(name)[0] for name in config.modalities)
+        return config
+
 
 # Per-dataset values that differ from the paper's defaults. The demo trains a small text encoder
 # from scratch because no pretrained model can be downloaded offline: an explicit choice, printed.
@@ -236,6 +249,15 @@ def model_kwargs(config: RunConfig, num_classes: int, text_model: str | None) ->
         if key in options:
             kwargs[key] = getattr(config, key)
     return kwargs
+
+
+def locate_text_model(name: str, checkpoint: Path) -> str:
+    """A checkpoint's text model: as stored, else the folder of that name beside the checkpoint
+    (a run folder that was moved or copied elsewhere), else the name itself (a hub name)."""
+    if Path(name).is_dir():
+        return name
+    beside = checkpoint.parent / Path(name).name
+    return str(beside) if (beside / "config.json").is_file() else name
 
 
 def write_config(config: RunConfig, path: Path) -> Path:
@@ -479,14 +501,12 @@ def eval_only_config(config: RunConfig, flag_values: Mapping[str, Any]) -> RunCo
     loader refuses them with a message naming what differs.
     """
     checkpoint = load_checkpoint(str(config.checkpoint))
-    stored = checkpoint.config
+    stored = RunConfig.from_stored(checkpoint.config)
     updates = {
-        key: stored[key]
+        key: getattr(stored, key)
         for key in (*MODEL_CONFIG_KEYS, *DATA_CONFIG_KEYS)
-        if key in stored and key not in flag_values and hasattr(config, key)
+        if key in checkpoint.config and key not in flag_values and hasattr(config, key)
     }
-    if "modalities" in updates and not isinstance(updates["modalities"], str):
-        updates["modalities"] = "".join(name[0] for name in updates["modalities"])
     resolved = dataclasses.replace(config, **updates)
     if "out" not in flag_values:
         checkpoint_path = Path(str(config.checkpoint))
@@ -578,6 +598,7 @@ __all__ = [
     "aggregate_seeds",
     "eval_only_config",
     "load_config_file",
+    "locate_text_model",
     "parse_modalities",
     "prepare_demo_data",
     "resolve_config",
